@@ -1,0 +1,134 @@
+"""Command line: overparam verify | reproduce | run | list | plot | data.
+
+Heavy modules are imported inside the handlers so that `overparam --help` and `overparam verify`
+start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _cmd_verify(args) -> int:
+    from .theory import run_checks
+
+    results = run_checks(names=args.only or None)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        rows = [(r.name, r.description, f"{r.error:.3g}", f"{r.tolerance:.3g}", "pass" if r.passed else "FAIL")
+                for r in results]
+        head = ("check", "what is checked", "error", "tolerance", "result")
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+        print(fmt.format(*head))
+        print(fmt.format(*("-" * w for w in widths)))
+        for row in rows:
+            print(fmt.format(*row))
+        failed = [r.name for r in results if not r.passed]
+        print(f"\n{len(results) - len(failed)} of {len(results)} checks passed"
+              + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 0 if all(r.passed for r in results) else 1
+
+
+def _cmd_reproduce(args) -> int:
+    from .experiments import reproduce
+
+    reproduce(quick=args.quick, data_dir=args.data_dir, out=args.out, device=args.device)
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from .experiments import run_experiment
+
+    run_experiment(args.name, overrides=args.set or [], quick=args.quick, data_dir=args.data_dir,
+                   out=args.out, device=args.device)
+    return 0
+
+
+def _cmd_list(args) -> int:
+    from .experiments import list_experiments
+
+    for name, summary in list_experiments():
+        print(f"{name:<12} {summary}")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from .plot import plot_run
+
+    for path in plot_run(args.run_dir):
+        print(path)
+    return 0
+
+
+def _cmd_data(args) -> int:
+    if args.dataset == "gas-sensor":
+        from .data import download_gas_sensor
+
+        print(download_gas_sensor(args.dest))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="overparam",
+        description="Implicit acceleration by overparameterization (Arora, Cohen & Hazan, ICML 2018).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("verify", help="check every theorem, claim and lemma of the appendix numerically")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these checks")
+    p.set_defaults(func=_cmd_verify)
+
+    def experiment_options(q):
+        q.add_argument("--quick", action="store_true", help="short versions through the same code")
+        q.add_argument("--data-dir", default=None,
+                       help="directory of UCI gas sensor batch files (default: $OVERPARAM_DATA, else synthetic)")
+        q.add_argument("--out", default="runs", help="output directory (default: runs)")
+        q.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+
+    p = sub.add_parser("reproduce", help="run every experiment of the paper, with figures and a report")
+    experiment_options(p)
+    p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("run", help="run one experiment")
+    p.add_argument("name", help="experiment name (see `overparam list`)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (typed)")
+    experiment_options(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("list", help="list the experiments")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("plot", help="redraw the figures of a run directory from its saved results")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("data", help="data sets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    q = dsub.add_parser("download", help="download a data set")
+    q.add_argument("dataset", choices=["gas-sensor"])
+    q.add_argument("--dest", default="data/gas-sensor", help="destination directory (default: data/gas-sensor)")
+    q.set_defaults(func=_cmd_data)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished results are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
+        print(f"overparam: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
