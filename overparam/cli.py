@@ -18,15 +18,20 @@ def _cmd_verify(args) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
-        rows = [(r.name, r.description, f"{r.error:.3g}", f"{r.tolerance:.3g}", "pass" if r.passed else "FAIL")
-                for r in results]
+        import textwrap
+
         head = ("check", "what is checked", "error", "tolerance", "result")
-        widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+        rows = [(r.name, textwrap.wrap(r.description, 72) or [""], f"{r.error:.3g}", f"{r.tolerance:.3g}",
+                 "pass" if r.passed else "FAIL") for r in results]
+        widths = [max([len(head[i])] + [max(map(len, row[i])) if i == 1 else len(row[i]) for row in rows])
+                  for i in range(len(head))]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-        print(fmt.format(*head))
+        print(fmt.format(*head).rstrip())
         print(fmt.format(*("-" * w for w in widths)))
-        for row in rows:
-            print(fmt.format(*row))
+        for name, desc, err, tol, res in rows:
+            print(fmt.format(name, desc[0], err, tol, res).rstrip())
+            for line in desc[1:]:
+                print(fmt.format("", line, "", "", "").rstrip())
         failed = [r.name for r in results if not r.passed]
         print(f"\n{len(results) - len(failed)} of {len(results)} checks passed"
               + (f"; failed: {', '.join(failed)}" if failed else ""))
@@ -36,15 +41,22 @@ def _cmd_verify(args) -> int:
 def _cmd_reproduce(args) -> int:
     from .experiments import reproduce
 
-    reproduce(quick=args.quick, data_dir=args.data_dir, out=args.out, device=args.device)
+    try:
+        path = reproduce(quick=args.quick, data_dir=args.data_dir, out=args.out, device=args.device,
+                         progress=not args.no_progress)
+    except RuntimeError as exc:  # some experiments failed; the others' results and the report are kept
+        print(f"overparam: error: {exc}", file=sys.stderr)
+        return 1
+    print(path)
     return 0
 
 
 def _cmd_run(args) -> int:
     from .experiments import run_experiment
 
-    run_experiment(args.name, overrides=args.set or [], quick=args.quick, data_dir=args.data_dir,
-                   out=args.out, device=args.device)
+    run_dir = run_experiment(args.name, overrides=args.set or [], quick=args.quick, data_dir=args.data_dir,
+                             out=args.out, device=args.device, progress=not args.no_progress)
+    print(run_dir / "report.md")
     return 0
 
 
@@ -90,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="directory of UCI gas sensor batch files (default: $OVERPARAM_DATA, else synthetic)")
         q.add_argument("--out", default="runs", help="output directory (default: runs)")
         q.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+        q.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = sub.add_parser("reproduce", help="run every experiment of the paper, with figures and a report")
     experiment_options(p)

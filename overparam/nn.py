@@ -54,9 +54,9 @@ appears at two places becomes one OverparamLinear at both. Weight tying *between
 (e.g. an embedding tied to an output Linear) cannot be kept and is warned about. Hooks registered on a
 replaced layer are not carried over.
 
-``depth=1`` gives an Overparam layer with a single factor (the original weight under every init but a
-non-default-width "normal", which cannot occur at depth 1): the same function as the original, and a
-uniform type for code that handles both. Collapsing it gives back the original layer.
+``depth=1`` gives an Overparam layer with a single factor, a copy of the original weight under every
+init (there are no hidden widths): the same function as the original, and a uniform type for code that
+handles both. Collapsing it gives back an equal plain layer.
 
 Association (``forward``). With m input rows (batch × positions) and widths n_0 … n_N, applying the
 factors in sequence costs m·Σ_j n_j n_{j−1} multiply-adds; forming the product first costs
@@ -72,12 +72,15 @@ import copy
 import math
 import numbers
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .linalg import check_depth as _check_depth
+from .linalg import singular_cutoff
 
 __all__ = [
     "OverparamLinear",
@@ -94,12 +97,6 @@ _INITS = ("normal", "preserve", "balanced")
 
 # --------------------------------------------------------------------------------------------------
 # validation at the boundary
-
-
-def _check_depth(depth) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 1:
-        raise ValueError(f"depth must be a positive int, got {depth!r}")
-    return int(depth)
 
 
 def _check_width(value, name: str) -> int:
@@ -176,15 +173,35 @@ def _product(mats: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.multi_dot(list(reversed(mats)))
 
 
+def _thin_svd(W: torch.Tensor):
+    """Thin SVD of W (k × d) decomposing only the small side: a QR of the long side first.
+
+    W = U S Vh with q = min(k, d) singular values. For k < d, Wᵀ = Q R gives W = Rᵀ Qᵀ and only the
+    k×k matrix Rᵀ is decomposed (likewise for k > d); on CPU this is many times faster than a direct
+    SVD of a wide matrix such as the convnet's 512×3136.
+    """
+    k, d = W.shape
+    if k < d:
+        Q, R = torch.linalg.qr(W.T)  # (d, k), (k, k)
+        u, s, vh = torch.linalg.svd(R.T)
+        return u, s, vh @ Q.T
+    if k > d:
+        Q, R = torch.linalg.qr(W)  # (k, d), (d, d)
+        u, s, vh = torch.linalg.svd(R)
+        return Q @ u, s, vh
+    return torch.linalg.svd(W)
+
+
 def _balanced_factors(W: torch.Tensor, widths: Sequence[int], label: str) -> list[torch.Tensor]:
     """Balanced exact factorization of W (k × d) with widths n_0 = d, …, n_N = k (see module doc)."""
     N = len(widths) - 1
     W64 = W.detach().to(torch.float64)
     if N == 1:
         return [W.detach().clone()]
-    U, S, Vh = torch.linalg.svd(W64, full_matrices=False)  # (k, q), (q,), (q, d)
-    cutoff = max(W.shape) * torch.finfo(W.dtype).eps * (S[0] if S.numel() else 0.0)
-    r = int((S > cutoff).sum()) if S.numel() else 0
+    U, S, Vh = _thin_svd(W64)  # (k, q), (q,), (q, d)
+    # the cutoff of overparam.linalg with the eps of W's own dtype (the SVD runs in float64)
+    cutoff = singular_cutoff(S, W.shape, rcond=max(W.shape) * torch.finfo(W.dtype).eps)
+    r = int((S > cutoff).sum())
     hidden = widths[1:-1]
     if min(hidden) < r:
         raise ValueError(
@@ -385,9 +402,8 @@ class OverparamConv2d(nn.Module):
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
-            for j, W in enumerate(self.factors):
-                fan_in = W[0].numel()
-                bound = 1.0 / math.sqrt(fan_in)
+            for W in self.factors:  # fan-in: in·kh·kw for the kernel, n_{j−1} for a 1×1 factor
+                bound = 1.0 / math.sqrt(W[0].numel())
                 W.uniform_(-bound, bound)
             if self.bias is not None:
                 bound = 1.0 / math.sqrt(self.factors[0][0].numel())
@@ -455,7 +471,8 @@ class OverparamConv2d(nn.Module):
         return F.conv2d(x, kernel, bias, self.stride, self.padding, self.dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.depth > 1 and _prefer_sequence(self._positions(x), self.widths):
+        # (a non 3-D/4-D input takes the product path, where F.conv2d reports the shape error)
+        if self.depth > 1 and x.ndim in (3, 4) and _prefer_sequence(self._positions(x), self.widths):
             y = self._conv(x, self.factors[0], None)
             for j in range(1, self.depth):
                 b = self.bias if j == self.depth - 1 else None
@@ -648,7 +665,7 @@ class LayerReport:
     params_after: int  # factors + bias
     params_added: int
     flops_collapsed: int | None  # one matmul / conv with the end-to-end weight
-    flops_sequence: int | None  # factors applied in sequence (the training forward, worst case)
+    flops_sequence: int | None  # factors applied in sequence (what forward does for small batches)
     extra_flops: int | None
 
 
@@ -733,7 +750,9 @@ def overparam_report(original: nn.Module, overparameterized: nn.Module, input_sh
         try:
             orig = original.get_submodule(name)
         except AttributeError:
-            raise ValueError(f"layer {name!r} of the overparameterized model has no counterpart in the original") from None
+            raise ValueError(
+                f"layer {name!r} of the overparameterized model has no counterpart in the original"
+            ) from None
         is_lin = isinstance(m, OverparamLinear)
         want = nn.Linear if is_lin else nn.Conv2d
         if not isinstance(orig, want) or tuple(orig.weight.shape) != tuple(m.weight.shape):

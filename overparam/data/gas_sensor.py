@@ -14,7 +14,6 @@ Format: files ``batch1.dat`` … ``batch10.dat``, one sample a line, ``GAS;CONC 
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
@@ -49,7 +48,7 @@ _INDEX_TOKENS = [str(j) for j in range(1, N_FEATURES + 1)]
 ENV_VAR = "OVERPARAM_DATA"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: tensor fields have no single truth value
 class GasSensorData:
     """A regression problem ``y ≈ X wᵀ`` with the affine maps that produced it.
 
@@ -105,8 +104,8 @@ def _check_gas(gas) -> int:
     return gas
 
 
-def _diagnose_features(feats: list[str], where: str) -> list[int] | None:
-    """Precise error for a feature list that failed the fast check; None when it is fine after all."""
+def _diagnose_features(feats: list[str], where: str) -> None:
+    """Precise error for a feature list that failed the fast check; returns when it is fine after all."""
     if len(feats) != N_FEATURES:
         raise ValueError(f"{where}: expected {N_FEATURES} features, got {len(feats)}")
     seen: set[int] = set()
@@ -123,7 +122,7 @@ def _diagnose_features(feats: list[str], where: str) -> list[int] | None:
         if idx != pos:
             raise ValueError(f"{where}: feature index {idx} out of order (expected {pos})")
         seen.add(idx)
-    return None  # e.g. "01:" — an unusual spelling of the right index
+    # Reaching here: e.g. "01:", an unusual spelling of the right index.
 
 
 def _parse_text(text: str, name: str, gas_id: int):
@@ -168,14 +167,14 @@ def _parse_text(text: str, name: str, gas_id: int):
         return np.zeros((0, N_FEATURES)), np.zeros(0)
     try:
         X = np.array(values, dtype=np.float64)
-    except ValueError:
+    except ValueError as e:
         for flat, lineno in zip(values, lines):
             _check_numbers(flat, f"{name}:{lineno}")
-        raise
-    bad = ~np.isfinite(X).all(axis=1)
+        raise ValueError(f"{name}: a feature value numpy cannot read: {e}") from e
+    bad = ~np.isfinite(X)
     if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"{name}:{lines[i]}: feature value is not finite")
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"{name}:{lines[i]}: feature {j + 1} value {values[i][j]!r} is not finite")
     return X, np.array(targets, dtype=np.float64)
 
 
@@ -229,7 +228,8 @@ def _read_sources(path: Path):
     """Yield (batch, display name, text) for a directory or a zip archive."""
     if path.is_dir():
         for b, p in find_batch_files(path).items():
-            yield b, p.name, p.read_text(encoding="ascii", errors="strict")
+            # errors="replace": a stray byte then fails as a bad number, with its file and line.
+            yield b, p.name, p.read_bytes().decode("ascii", errors="replace")
         return
     if not path.exists():
         raise FileNotFoundError(f"gas sensor data not found: {str(path)!r}")
@@ -239,7 +239,7 @@ def _read_sources(path: Path):
         _, batches = _group_batches(zf.namelist(), repr(str(path)))
         for b, n in batches.items():
             with zf.open(n) as fh:
-                yield b, PurePosixPath(n).name, io.TextIOWrapper(fh, encoding="ascii").read()
+                yield b, PurePosixPath(n).name, fh.read().decode("ascii", errors="replace")
 
 
 def _label(kind: str, gas: str, found: list[int]) -> str:
