@@ -32,7 +32,9 @@ def _legend_label(model: dict) -> str:
     if lr is None:
         return label
     tag = f"{label}, lr {lr:g}"
-    if model.get("edge"):
+    if model.get("stalled"):
+        tag += " (stalled at every lr)"
+    elif model.get("edge"):
         tag += f" (grid {model['edge']} lr!)"
     return tag
 

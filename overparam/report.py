@@ -34,14 +34,14 @@ def rows_table(rows, data_label: str) -> str:
     return head + body
 
 
-def _section(module, results, config_record, env) -> tuple[str, list]:
+def _section(module, results, config_record, env, level: int = 2) -> tuple[str, list]:
     rows = list(module.report_rows(results))
     notes = list(module.report_notes(results)) if hasattr(module, "report_notes") else []
     label = results.get("data_label") or env.get("data_label") or "n/a"
     synthetic = "synthetic" in str(label)
     sessions = env.get("sessions", [])
     secs = sum(s.get("seconds", 0) or 0 for s in sessions)
-    lines = [f"## {module.NAME}{' (quick)' if config_record.get('quick') else ''} — {module.SUMMARY}", ""]
+    lines = [f"{'#' * level} {module.NAME}{' (quick)' if config_record.get('quick') else ''} — {module.SUMMARY}", ""]
     lines.append(f"- data: **{label}**" + (" — the SYNTHETIC STAND-IN, not the paper's data" if synthetic else ""))
     lines.append(f"- config: `{config_record.get('config')}`"
                  + (f" (overrides: {config_record.get('overrides')})" if config_record.get("overrides") else ""))
@@ -85,8 +85,9 @@ def write_combined_report(out, runs, failures, *, quick: bool, seconds: float) -
         module = get_experiment(name)
         results = read_json(run_dir / "results.json")
         labels.add(str(results.get("data_label")))
-        text, _ = _section(module, results, read_json(run_dir / "config.json"), read_json(run_dir / "environment.json"))
-        lines += [text.replace("\n## ", "\n### "), ""]
+        text, _ = _section(module, results, read_json(run_dir / "config.json"),
+                           read_json(run_dir / "environment.json"), level=3)
+        lines += [text, ""]
         lines += [f"![{p.name}]({run_dir.name}/{p.name})" for p in sorted(run_dir.glob("*.png"))] + [""]
     if any("synthetic" in lab for lab in labels):
         lines.insert(2, "**Data: the synthetic stand-in** (no --data-dir, no $OVERPARAM_DATA) — not the paper's data.\n")

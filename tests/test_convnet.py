@@ -91,12 +91,12 @@ def test_l2_product_vs_factors_by_hand():
 def test_initial_regularizer_matches_the_variance_computation(models):
     orig, over = models
     expected = C.expected_initial_l2(CFG)
-    assert float(CFG.l2_coef * C.regularizer(orig)) == pytest.approx(expected["original"], rel=0.01)
-    assert float(CFG.l2_coef * C.regularizer(over)) == pytest.approx(expected["overparam_product"], rel=0.02)
+    assert float(CFG.l2_coef * _reg(orig)) == pytest.approx(expected["original"], rel=0.01)
+    assert float(CFG.l2_coef * _reg(over)) == pytest.approx(expected["overparam_product"], rel=0.02)
     assert expected["overparam_product"] == pytest.approx(12.31, abs=0.01)  # trunc-normal new factors
     assert C.expected_initial_l2(replace(CFG, new_init="normal"))["overparam_product"] == pytest.approx(15.90, abs=0.01)
     # with the L2 on the factors the new 512×512 factor adds only its own square sum
-    assert float(CFG.l2_coef * C.regularizer(over, "factors")) == pytest.approx(
+    assert float(CFG.l2_coef * _reg(over, "factors")) == pytest.approx(
         expected["original"] + CFG.l2_coef * (512 * 512 + 100) * 0.01 * C.TRUNC_VAR / 2, rel=0.02)
 
 
@@ -150,7 +150,7 @@ def test_train_one_deterministic_and_resumes(tmp_path):
     data = _fake_data()
     cfg = replace(C.QUICK, max_steps=3, eval_every=2, eval_size=20, checkpoint_every=2)
     a = C.train_one("original", data, cfg)
-    assert len(a["curves"]["loss"]) == 3 and a["curves"]["eval_step"] == [2, 3]
+    assert len(a["curves"]["loss"]) == 3 and a["curves"]["eval_step"] == [0, 2, 3]
     assert a["curves"]["lr"] == [0.01] * 3 and all(np.isfinite(a["curves"]["loss"]))
     ck = tmp_path / "ck.pt"
     C.train_one("original", data, cfg, checkpoint=ck)  # same run again; leaves its step-2 checkpoint
@@ -176,19 +176,22 @@ def test_end_to_end_optimizer_path():
 
 
 def test_run_writes_units_figures_and_rows(tmp_path):
-    cfg = replace(C.QUICK, max_steps=2, eval_every=1, eval_size=20, record_every=1, lr_grid=(0.01,))
+    cfg = replace(C.QUICK, max_steps=2, eval_every=1, eval_size=20, record_every=1, lr_grid=(0.01,),
+                  init_std_grid=(0.1,))
     ctx = Context(run_dir=tmp_path, name="convnet", progress=False, _data=_fake_data(), echo=lambda m: None)
     res = C.run(cfg, ctx)
     assert ctx.data_label == "fake digits" and ctx.seeds["init"] == cfg.seed
     assert sorted(p.name for p in (tmp_path / "units").iterdir()) == [
         "original-lr0.01.json", "overparam-lr0.01-std0.1.json"]  # the grid's only lr = the main runs'
     assert res["units"]["original-lr0.01"]["groups"] == ["main", "lr_grid"]
+    assert res["units"]["overparam-lr0.01-std0.1"]["groups"] == ["main", "lr_grid", "init_std_grid"]
     assert set(res["main"]) == {"original", "overparam"} and set(res["lr_grid"]) == {"original", "overparam"}
     atomic_write_json(tmp_path / "results.json", res)
     saved = read_json(tmp_path / "results.json")
     paths = C.figures(saved, tmp_path)
     assert {p.name for p in paths} >= {"convnet_loss.png", "convnet_ce.png", "convnet_reg.png",
-                                       "convnet_test_acc.png", "convnet_wallclock.png", "convnet_lr_grid.png"}
+                                       "convnet_test_acc.png", "convnet_wallclock.png", "convnet_lr_grid.png",
+                                       "convnet_init_std.png"}
     assert all(p.stat().st_size > 0 for p in paths)
     rows = C.report_rows(saved)
     final = [r for r in rows if r.model == "overparam: final batch loss"][0]
@@ -197,3 +200,11 @@ def test_run_writes_units_figures_and_rows(tmp_path):
     assert C.report_notes(saved)
     again = C.run(cfg, ctx)  # resumed: every unit reused
     assert sorted(ctx.reused_units) == sorted(res["units"]) and again["main"] == res["main"]
+
+
+@pytest.mark.gpu
+def test_cuda_run_is_deterministic():
+    cfg = replace(C.QUICK, max_steps=3, eval_every=3, eval_size=20)
+    a = C.train_one("overparam", _fake_data(), cfg, device="cuda")
+    b = C.train_one("overparam", _fake_data(), cfg, device="cuda")
+    assert all(np.isfinite(a["curves"]["loss"])) and a["curves"]["loss"] == b["curves"]["loss"]

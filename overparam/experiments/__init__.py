@@ -193,6 +193,8 @@ def reproduce(quick: bool = False, data_dir=None, out="runs", device=None, *, da
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - one failing experiment must not lose the others
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                raise KeyboardInterrupt from exc  # Ctrl-C whose cleanup failed: still stop
             failures[name] = f"{type(exc).__name__}: {exc}"
             echo(f"[{name}] FAILED: {failures[name]}")
             echo(traceback.format_exc())

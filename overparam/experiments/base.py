@@ -410,6 +410,8 @@ class Context:
             self.log(f"unit {unit}: {len(specs)} configurations × {steps:,} steps (ℓ{p:g})")
             ck = self.checkpoint_path(unit)
             ck.parent.mkdir(parents=True, exist_ok=True)
+            if ck.exists():
+                self.log(f"unit {unit}: resuming from the checkpoint {ck}")
             res = engine.run_sweep(data.X, data.y, specs, steps=steps, p=p, record_every=record_every,
                                    dtype=self.dtype, device=self.device, progress=self.progress,
                                    checkpoint=str(ck))
@@ -422,6 +424,11 @@ class Context:
                     "seconds": float(res.seconds), "p": p}
 
         return self.unit(unit, compute, key=key)
+
+    def zero_distance(self, p: float) -> float:
+        """mean|y|^p − optimum: the distance at W_e = 0 (where near-zero-init deep nets start)."""
+        y = self.data.y.detach().cpu().double()
+        return float(y.abs().pow(p).mean()) - float(self.optimum(p)["loss_paper"])
 
     def optimum(self, p: float) -> dict:
         """The optimum of the ℓp loss on the current data (cached in units/optimum-l<p>.json)."""
@@ -522,13 +529,14 @@ def spec_name(model: str, lr: float) -> str:
     return f"{model}|lr={lr:g}"
 
 
-def summarize_sweep(sweep: dict, opt: dict, title: str, *, select: bool = True) -> dict:
+def summarize_sweep(sweep: dict, opt: dict, title: str, *, select: bool = True, zero_distance=None) -> dict:
     """A sweep unit (``Context.sweep``) → a panel: per model, the lr grid's finals and the chosen curve.
 
     Distances are the paper's axis, ``p · (L¹ − L¹*)``. ``opt``: ``Context.optimum(p)``. Per model:
     ``lrs``, ``final`` (final distance per lr), ``diverged`` (per lr), ``chosen_lr``, ``edge``,
     ``all_diverged``, ``distance`` (the chosen run's curve), ``initial`` (its distance at step 0),
     ``below_optimum`` (largest relative undershoot of the optimum by any non-diverged run, or None).
+    ``zero_distance``: the distance at W_e = 0 (mean|y|^p − optimum), where the paper's curves start.
     """
     from .optimum import below_optimum, distance
 
@@ -547,15 +555,21 @@ def summarize_sweep(sweep: dict, opt: dict, title: str, *, select: bool = True) 
         unders = [below_optimum(sweep["losses"][i], opt["loss"]) for i, d in zip(idx, div) if not d]
         unders = [u for u in unders if u is not None]
         chosen = None if sel.index is None else curves[sel.index]
+        # Stalled: even the best rate left the start by < 1% (e.g. near-zero init of a deep net, Fig 5):
+        # every rate ties at the start, so the tie rule picks the smallest; that is no grid-edge signal.
+        stalled = (chosen is not None and math.isfinite(chosen[0]) and math.isfinite(chosen[-1])
+                   and chosen[-1] >= 0.99 * chosen[0])
         models.append({
             "model": model, "lrs": lrs, "final": finals, "diverged": div,
             "diverged_at": [sweep["diverged_at"][i] for i in idx],
-            "chosen_lr": sel.lr, "edge": sel.edge, "all_diverged": sel.all_diverged,
+            "chosen_lr": sel.lr, "edge": None if stalled else sel.edge, "all_diverged": sel.all_diverged,
+            "stalled": bool(stalled),
             "distance": None if chosen is None else [float(v) if math.isfinite(v) else None for v in chosen],
             "initial": float(curves[0][0]) if math.isfinite(curves[0][0]) else None,
             "below_optimum": max(unders) if unders else None,
         })
     return {"title": title, "p": p, "steps": steps, "models": models, "seconds": sweep.get("seconds"),
+            "zero_distance": zero_distance,
             "optimum": {k: opt[k] for k in ("loss", "loss_paper", "grad_norm", "method", "newton_steps")}}
 
 
@@ -575,14 +589,18 @@ def panel_notes(panels) -> list[str]:
         notes.append(f"{panel['title']}: optimum mean|r|^p = {o['loss_paper']:.10g} by {o['method']}"
                      f" (gradient norm {o['grad_norm']:.2g}); runs took {fmt(panel.get('seconds'))} s")
         for m in panel["models"]:
+            where = f"{panel['title']} — {m['model']}"
             if m["all_diverged"]:
-                notes.append(f"**{panel['title']} / {m['model']}: every learning rate diverged** "
+                notes.append(f"**{where}: every learning rate diverged** "
                              f"(grid {', '.join(f'{a:g}' for a in m['lrs'])})")
+            elif m.get("stalled"):
+                notes.append(f"**{where}: stalled at every learning rate** (the best one left the start by < 1%; "
+                             f"{sum(m['diverged'])} of {len(m['lrs'])} rates diverged)")
             elif m["edge"] and len(m["lrs"]) > 1:
-                notes.append(f"**{panel['title']} / {m['model']}: chosen lr {m['chosen_lr']:g} is the grid's "
+                notes.append(f"**{where}: chosen lr {m['chosen_lr']:g} is the grid's "
                              f"{m['edge']}** — a rate beyond the grid might be better")
             if m["below_optimum"] is not None:
-                notes.append(f"**{panel['title']} / {m['model']}: a loss fell below the computed optimum by "
+                notes.append(f"**{where}: a loss fell below the computed optimum by "
                              f"{m['below_optimum']:.2g} (relative) — more than rounding; the optimum is loose**")
     return notes
 

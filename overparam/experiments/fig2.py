@@ -43,7 +43,7 @@ class Config:
             raise ValueError(f"losses must be exponents p >= 2, got {self.losses!r}")
 
 
-QUICK = Config(steps=10_000, record_every=100)
+QUICK = Config(steps=20_000, record_every=200)
 
 
 def _net(N, w):
@@ -80,33 +80,51 @@ def run(config: Config, ctx) -> dict:
                 specs.append(RunSpec(name=spec_name(_net(N, w), config.lr), method="gd", **kw))
                 specs.append(RunSpec(name=spec_name(_emu(N, w), config.lr), method="emulation", **kw))
         sweep = ctx.sweep(f"l{p:g}", specs, steps=config.steps, p=p, record_every=config.record_every)
-        panel = summarize_sweep(sweep, ctx.optimum(p), f"ℓ{p:g} loss (lr {config.lr:g})", select=False)
+        panel = summarize_sweep(sweep, ctx.optimum(p), f"ℓ{p:g} loss (lr {config.lr:g})", select=False,
+                                zero_distance=ctx.zero_distance(p))
         curves = {m["model"]: m["distance"] for m in panel["models"]}
         for N in config.depths:
             for w in config.widths:
                 a, b = curves.get(_emu(N, w)), curves.get(_net(N, w))
                 la, rel = gaps(a, b) if (a and b) else (None, None)
+                half = len(a) // 2 if a else 0
+                late, _ = gaps(a[half:], b[half:]) if (a and b) else (None, None)
                 comparisons.append({"p": p, "depth": N, "width": w, "max_abs_log10_gap": la, "max_rel_gap": rel,
+                                    "late_max_abs_log10_gap": late,
                                     "final_net": b[-1] if b else None, "final_emulation": a[-1] if a else None})
         panels.append(panel)
     atomic_write_text(ctx.run_dir / "curves.csv", curves_csv(panels))
     return {"panels": panels, "comparisons": comparisons, "steps": config.steps, "lr": config.lr}
 
 
-def _style(model):
-    emu = model["model"].startswith("emulation")
-    width100 = "width 100" in model["model"]
-    color = {"2": "tab:blue", "3": "tab:red"}.get(model["model"].split("depth ")[1][0], "k")
-    return {"color": color, "linestyle": ":" if emu else "-",
-            "linewidth": 2.5 if (emu and width100) else 1.2, "alpha": 0.9 if not width100 else 0.6}
+_COLORS = ("tab:blue", "tab:orange", "tab:red", "tab:green", "tab:purple", "tab:brown")
+
+
+def _style_for(results):
+    """Net solid, its emulation dashed and thicker, one color per (depth, width) pair."""
+    pairs = []
+    for c in results.get("comparisons", []):
+        if (c["depth"], c["width"]) not in pairs:
+            pairs.append((c["depth"], c["width"]))
+
+    def style(model):
+        name = model["model"]
+        emu = name.startswith("emulation")
+        for i, (N, w) in enumerate(pairs):
+            if name in (_net(N, w), _emu(N, w)):
+                return {"color": _COLORS[i % len(_COLORS)], "linestyle": "--" if emu else "-",
+                        "linewidth": 2.6 if emu else 1.3, "alpha": 0.75 if emu else 1.0}
+        return {}
+
+    return style
 
 
 def figures(results, run_dir) -> list[Path]:
     from overparam.plot import plot_panels
 
-    title = (f"Fig 2 — end-to-end rule (dotted) vs real nets (solid), lr {results['lr']:g}, "
+    title = (f"Fig 2 — end-to-end rule (dashed) vs real nets (solid), lr {results['lr']:g}, "
              f"{results['steps']:,} its — data: {results['data_label']}")
-    return [plot_panels(results["panels"], Path(run_dir) / "fig2.png", title, styles=_style)]
+    return [plot_panels(results["panels"], Path(run_dir) / "fig2.png", title, styles=_style_for(results))]
 
 
 def report_rows(results) -> list[Row]:
@@ -114,11 +132,15 @@ def report_rows(results) -> list[Row]:
     for c in results["comparisons"]:
         rows.append(Row(NAME, f"ℓ{c['p']:g} depth {c['depth']} width {c['width']}: max |Δlog10 d| (emulation vs net)",
                         fmt(c["max_abs_log10_gap"]), "≈ 0 (curves coincide)",
-                        f"max relative gap {fmt(c['max_rel_gap'])}; final net {fmt(c['final_net'])}, "
+                        f"max relative gap {fmt(c['max_rel_gap'])}; max |Δlog10 d| over the second half "
+                        f"{fmt(c.get('late_max_abs_log10_gap'))}; final net {fmt(c['final_net'])}, "
                         f"emulation {fmt(c['final_emulation'])}"))
     return rows
 
 
 def report_notes(results) -> list[str]:
     return (["one untuned lr for every curve (no grid search); the emulation starts at its network's "
-             "W_e(0)"] + panel_notes(results["panels"]))
+             "W_e(0) (near-zero init is only approximately balanced, Eq 7)",
+             "max |Δlog10 d| is taken over every recorded step: where a curve drops steeply off the plateau "
+             "near W_e = 0, a small shift in that escape time gives a large vertical gap; the second-half "
+             "gap shows the agreement after the escapes"] + panel_notes(results["panels"]))

@@ -106,8 +106,10 @@ def optimum(X, y, p: float, *, newton_max: int = 30, bfgs_maxiter: int = 300) ->
             w_new = w - t * dw
             f_new, g_new = lp_objective(w_new, X, y, p)
             gn_new = np.linalg.norm(g_new)
-            # Lower loss, or (at the loss's rounding level) a smaller gradient.
-            if f_new < f - 1e-14 * abs(f) or (f_new <= f + 1e-14 * abs(f) and gn_new < gn):
+            # Lower loss, or (within the loss's rounding level, which grows with ‖X‖‖w‖ on
+            # ill-conditioned data) a smaller gradient.
+            tol = 1e-10 * abs(f)
+            if f_new < f - tol or (f_new <= f + tol and gn_new < gn):
                 accepted = True
                 break
             t *= 0.5
