@@ -1,7 +1,14 @@
-"""Shared pytest hooks — kept minimal: tests marked ``gpu`` skip when CUDA is absent."""
+"""Shared pytest set-up — kept minimal.
+
+- One torch thread for the whole suite: its matrices are tiny, and on a 2-core machine extra
+  OpenMP threads only wait for each other (a 64×6 matmul was seen taking 20 ms with 2 threads).
+- Tests marked ``gpu`` skip when CUDA is absent.
+"""
 
 import pytest
 import torch
+
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):

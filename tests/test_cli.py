@@ -14,13 +14,6 @@ from overparam.data import synthetic_gas_sensor
 TINY3 = ["--set", "steps=60", "--set", "lrs=1e-2,0.1", "--set", "record_every=30"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture
 def tiny_data(monkeypatch):

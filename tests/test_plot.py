@@ -13,13 +13,6 @@ from overparam.experiments import run_experiment
 from overparam.plot import plot_run
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def run_dirs(tmp_path_factory):

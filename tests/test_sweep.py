@@ -17,14 +17,6 @@ F64 = torch.float64
 RTOL = 1e-10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls with 2 OpenMP threads on a loaded 2-core box can take ms each; 1 is robust."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def data():
