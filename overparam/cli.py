@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -152,7 +153,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished results are kept; rerun the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, TypeError, OSError, KeyError) as exc:  # OSError: files, network
+        # Bad input is reported in one line; OVERPARAM_DEBUG=1 shows the traceback instead.
+        if os.environ.get("OVERPARAM_DEBUG"):
+            raise
         print(f"overparam: error: {exc}", file=sys.stderr)
         return 2
 

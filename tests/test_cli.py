@@ -99,3 +99,18 @@ def test_reproduce_reports_a_failing_experiment_and_continues(tiny_data, tmp_pat
     report = (tmp_path / "report.md").read_text()
     assert "FAILED" in report and "simulated failure" in report
     assert (tmp_path / "fig3-quick" / "results.json").is_file()
+
+
+def test_download_failure_is_one_clear_line(monkeypatch, capsys, tmp_path):
+    import overparam.data as data
+
+    def offline(dest, **kw):
+        raise OSError("download of https://example.invalid/x.zip failed: Name or service not known")
+
+    monkeypatch.setattr(data, "download_gas_sensor", offline)
+    from overparam.cli import main
+
+    assert main(["data", "download", "gas-sensor", "--dest", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "overparam: error: download of https://example.invalid/x.zip failed" in err
+    assert "Traceback" not in err
