@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from overparam.end_to_end import end_to_end_step, precondition, preconditioner_matrix
@@ -303,3 +304,25 @@ OPTIM_ERROR_CASES = [
     ErrorCase("complex", lambda: _opt([torch.nn.Parameter(torch.zeros(2, 2, dtype=torch.complex64))]), TypeError,
               r"does not support complex parameters, got torch.complex64"),
 ]
+
+
+# --- an independent ℓ4 optimum (the data tests' oracle) -------------------------------------
+def l4_optimum(X, y, iters=50):
+    """min_w mean((Xw − y)⁴)/4 by damped Newton from the least-squares solution (convex; exact
+    Hessian 3·Xᵀdiag(r²)X/m). Independent of overparam.experiments.optimum (BFGS + Newton)."""
+    m = len(y)
+    w, *_ = np.linalg.lstsq(X, y, rcond=None)
+    f = lambda w: np.mean((X @ w - y) ** 4) / 4  # noqa: E731
+    for _ in range(iters):
+        r = X @ w - y
+        g = X.T @ r**3 / m
+        if np.linalg.norm(g) < 1e-12:
+            break
+        p = np.linalg.solve(3 * (X * (r**2)[:, None]).T @ X / m, g)
+        t = 1.0
+        while f(w - t * p) > f(w) - 0.25 * t * (g @ p) and t > 1e-8:
+            t /= 2
+        w = w - t * p
+    r = X @ w - y
+    return np.mean(r**4) / 4, np.linalg.norm(X.T @ r**3 / m)
+

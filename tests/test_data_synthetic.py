@@ -9,26 +9,9 @@ import pytest
 import torch
 
 from overparam.data import GasSensorData, synthetic_gas_sensor
+from cases import l4_optimum
 
 
-def l4_optimum(X, y, iters=50):
-    """min_w mean((Xw − y)⁴)/4 by damped Newton from the least-squares solution (convex; exact
-    Hessian 3·Xᵀdiag(r²)X/m). Faster than BFGS, which the report's numbers used; same optimum."""
-    m = len(y)
-    w, *_ = np.linalg.lstsq(X, y, rcond=None)
-    f = lambda w: np.mean((X @ w - y) ** 4) / 4  # noqa: E731
-    for _ in range(iters):
-        r = X @ w - y
-        g = X.T @ r**3 / m
-        if np.linalg.norm(g) < 1e-12:
-            break
-        p = np.linalg.solve(3 * (X * (r**2)[:, None]).T @ X / m, g)
-        t = 1.0
-        while f(w - t * p) > f(w) - 0.25 * t * (g @ p) and t > 1e-8:
-            t /= 2
-        w = w - t * p
-    r = X @ w - y
-    return np.mean(r**4) / 4, np.linalg.norm(X.T @ r**3 / m)
 
 
 @functools.lru_cache(maxsize=None)
