@@ -321,3 +321,10 @@ def test_a_model_stalled_at_every_lr_is_not_an_edge_choice():
     from overparam.experiments.base import panel_notes
 
     assert "stalled at every learning rate" in " ".join(panel_notes([summarize_sweep(sweep, opt, "t")]))
+
+
+def test_a_module_declared_dtype_is_recorded(tmp_path, tiny_data, monkeypatch):
+    assert get_experiment("convnet").DTYPE is torch.float32  # the convnet trains in float32
+    monkeypatch.setattr(get_experiment("fig5-left"), "DTYPE", torch.float32, raising=False)
+    run_dir = tiny_run("fig5-left", tmp_path, tiny_data)
+    assert json.loads((run_dir / "environment.json").read_text())["dtype"] == "float32"

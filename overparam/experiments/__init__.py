@@ -136,7 +136,8 @@ def run_experiment(name: str, overrides=(), quick: bool = False, data_dir=None, 
         atomic_write_json(run_dir / "config.json", record)
 
     ctx = Context(run_dir=run_dir, name=name, quick=quick, device=dev, progress=progress,
-                  data_dir=None if data_dir is None else str(data_dir), _data=data, echo=echo)
+                  data_dir=None if data_dir is None else str(data_dir), _data=data, echo=echo,
+                  dtype=getattr(module, "DTYPE", torch.float64))  # a module may declare its dtype
     env_path = run_dir / "environment.json"
     env = read_json(env_path) if env_path.exists() else {"created": base._now(), "sessions": []}
     env.update(base.environment_info(dev, ctx.dtype))

@@ -9,6 +9,8 @@ An experiment is a module ``overparam/experiments/<module>.py`` registered by on
     The CLI name (``overparam run NAME``), e.g. ``"fig3"``; equal to its key in ``_MODULES``.
 ``SUMMARY: str``
     One line for ``overparam list``.
+``DTYPE: torch.dtype`` (optional)
+    The dtype recorded in ``environment.json`` (default float64; the convnet declares float32).
 ``Config``
     A ``@dataclass(frozen=True)`` whose defaults are the paper's setting. Field types must be one of
     ``int, float, bool, str``, ``tuple[T, ...]`` of those, or ``X | None``: ``--set key=value`` is

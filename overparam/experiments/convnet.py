@@ -117,6 +117,7 @@ __all__ = [
 
 NAME = "convnet"
 SUMMARY = "Fig 5 right: TF MNIST convnet, original vs overparameterized FC layers (+ EndToEnd)"
+DTYPE = torch.float32  # recorded in environment.json; the linear experiments use float64
 
 LR_GRID = (1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 1e-1, 5e-1)
 INIT_STD_GRID = (1e-3, 5e-3, 1e-2, 5e-2, 1e-1, 5e-1)
