@@ -386,7 +386,7 @@ class _Group:
 class _Engine:
     """The batched state of a sweep and its data pass. Rows of W_all are the live configurations."""
 
-    def __init__(self, X, y, specs, p, sufficient_stats, n_records, divergence_factor):
+    def __init__(self, X, y, specs, p, sufficient_stats, n_records, divergence_factor, grad_scale=1.0):
         self.X, self.p, self.m = X, p, X.shape[0]
         self.d, self.k = X.shape[1], y.shape[1]
         self.dtype, self.device = X.dtype, X.device
@@ -412,12 +412,12 @@ class _Engine:
             self.groups.append(_Group([specs[i] for i in members[key]], ids, self.d, self.k, self.dtype, self.device))
             pos += len(ids)
         m, kw = self.m, dict(dtype=self.dtype, device=self.device)
-        self.Xm = X / m  # (m, d)
+        self.Xm = X * (grad_scale / m)  # (m, d); grad_scale folds the objective's scale into the data pass
         self.Xt = X.T.contiguous()  # (d, m)
         self.yt = y.T.contiguous()  # (k, m)
         if sufficient_stats:
-            self.C = X.T @ self.Xm  # XᵀX/m, (d, d)
-            self.bt = (self.Xm.T @ y).T.contiguous()  # (Xᵀy/m)ᵀ, (k, d)
+            self.C = X.T @ self.Xm  # s·XᵀX/m, (d, d)
+            self.bt = (self.Xm.T @ y).T.contiguous()  # s·(Xᵀy/m)ᵀ, (k, d)
         self.losses = torch.full((self.G, n_records), float("nan"), dtype=torch.float64, device=self.device)
         self.diverged_at = torch.full((self.G,), -1, dtype=torch.long, device=self.device)
         self.frozen_W = torch.full((self.G, self.k, self.d), float("nan"), **kw)
@@ -596,7 +596,7 @@ class _SigintDeferred:
 
 def run_sweep(X, y, specs, *, steps, p, record_every=None, dtype=torch.float64, device=None,
               progress=True, checkpoint=None, checkpoint_every_s=60.0, divergence_factor=1e6,
-              sufficient_stats=None, callback=None, poll_every=500, num_threads=None,
+              sufficient_stats=None, callback=None, poll_every=500, num_threads=None, grad_scale=1.0,
               _stop_after=None) -> SweepResult:
     """Train every configuration of ``specs`` on (X, y) for ``steps`` full-batch steps, as one batch.
 
@@ -615,6 +615,10 @@ def run_sweep(X, y, specs, *, steps, p, record_every=None, dtype=torch.float64, 
         callback: ``callback(step, losses)`` after each record; losses is a (G,) float64 tensor in
             specs order (NaN for frozen configurations). May raise KeyboardInterrupt to stop cleanly.
         poll_every: steps between polls (progress bar, checkpoint clock, Ctrl-C).
+        grad_scale: every configuration follows the gradient of ``grad_scale · L¹`` (default 1). With
+            ``grad_scale=p`` the objective is mean |r|^p, without lp_loss's 1/p — the scale the
+            paper's learning-rate grid may refer to (REPRODUCTION.md). For GD this is the same as
+            p× the learning rate; for AdaDelta it is not. Recorded losses stay L¹.
         num_threads: torch.set_num_threads for the duration of the call (restored afterwards);
             None leaves it alone. On a shared, loaded CPU 1 thread is often much faster than several
             (OpenMP workers waiting for a time slice); run independent sweeps as separate processes.
@@ -633,7 +637,8 @@ def run_sweep(X, y, specs, *, steps, p, record_every=None, dtype=torch.float64, 
             return run_sweep(X, y, specs, steps=steps, p=p, record_every=record_every, dtype=dtype, device=device,
                              progress=progress, checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s,
                              divergence_factor=divergence_factor, sufficient_stats=sufficient_stats,
-                             callback=callback, poll_every=poll_every, _stop_after=_stop_after)
+                             callback=callback, poll_every=poll_every, grad_scale=grad_scale,
+                             _stop_after=_stop_after)
         finally:
             torch.set_num_threads(old)
     t_start = time.perf_counter()
@@ -649,6 +654,9 @@ def run_sweep(X, y, specs, *, steps, p, record_every=None, dtype=torch.float64, 
     if (isinstance(checkpoint_every_s, bool) or not isinstance(checkpoint_every_s, numbers.Real)
             or not checkpoint_every_s >= 0):
         raise ValueError(f"checkpoint_every_s must be a number >= 0, got {checkpoint_every_s!r}")
+    if (isinstance(grad_scale, bool) or not isinstance(grad_scale, numbers.Real)
+            or not 0 < grad_scale < math.inf):
+        raise ValueError(f"grad_scale must be a positive finite number, got {grad_scale!r}")
     if sufficient_stats is None:
         sufficient_stats = p == 2.0
     if sufficient_stats and p != 2.0:
@@ -668,7 +676,7 @@ def run_sweep(X, y, specs, *, steps, p, record_every=None, dtype=torch.float64, 
 
     rec_steps = _record_steps(steps, record_every)
     T = len(rec_steps)
-    eng = _Engine(X, y, specs, p, bool(sufficient_stats), T, divergence_factor)
+    eng = _Engine(X, y, specs, p, bool(sufficient_stats), T, divergence_factor, float(grad_scale))
     start, rec_idx, seconds_before = 0, 0, 0.0
 
     fingerprint = None
@@ -677,6 +685,7 @@ def run_sweep(X, y, specs, *, steps, p, record_every=None, dtype=torch.float64, 
             "specs": repr(tuple(specs)), "steps": str(steps), "p": repr(p), "record_every": str(record_every),
             "dtype": str(dtype), "divergence_factor": repr(float(divergence_factor)),
             "sufficient_stats": str(bool(sufficient_stats)), "X": _digest(X), "y": _digest(y),
+            "grad_scale": repr(float(grad_scale)),
         }
         if os.path.exists(checkpoint):
             ck = torch.load(checkpoint, map_location=eng.device, weights_only=True)

@@ -328,3 +328,23 @@ def test_a_module_declared_dtype_is_recorded(tmp_path, tiny_data, monkeypatch):
     monkeypatch.setattr(get_experiment("fig5-left"), "DTYPE", torch.float32, raising=False)
     run_dir = tiny_run("fig5-left", tmp_path, tiny_data)
     assert json.loads((run_dir / "environment.json").read_text())["dtype"] == "float32"
+
+
+def test_paper_objective_is_p_times_the_gradient(tmp_path, tiny_data):
+    """objective=paper (mean |r|^p) on GD without weight decay = the lp_loss run with the lrs × p."""
+    a = json.loads((tiny_run("fig3", tmp_path / "a", tiny_data, ["losses=4.0", "objective=paper"])
+                    / "results.json").read_text())
+    b = json.loads((run_experiment("fig3", ["steps=120", "lrs=4e-3,4e-2,0.4", "record_every=40", "losses=4.0"],
+                                   out=tmp_path / "b", data=tiny_data, progress=False, echo=lambda s: None)
+                    / "results.json").read_text())
+    da = {m["model"]: (m["chosen_lr"], m["distance"]) for m in a["panels"][0]["models"] if not m["all_diverged"]}
+    db = {m["model"]: (m["chosen_lr"], m["distance"]) for m in b["panels"][0]["models"] if not m["all_diverged"]}
+    assert da and da.keys() == db.keys()
+    for name in da:
+        assert 4 * da[name][0] == pytest.approx(db[name][0])  # the same rate, in the other scale
+        assert da[name][1] == pytest.approx(db[name][1], rel=1e-10)
+
+
+def test_unknown_objective_is_rejected():
+    with pytest.raises(ValueError, match="objective must be one of"):
+        get_experiment("fig3").Config(objective="mean")

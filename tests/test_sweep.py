@@ -31,8 +31,8 @@ def _net(spec: RunSpec, d: int, k: int) -> LinearNetwork:
                          std=spec.init_std, generator=torch.Generator().manual_seed(spec.seed), dtype=F64)
 
 
-def _torch_loop(spec: RunSpec, X, y, steps: int, p: float):
-    """The plain per-configuration loop: LinearNetwork + autograd + torch.optim."""
+def _torch_loop(spec: RunSpec, X, y, steps: int, p: float, scale: float = 1.0):
+    """The plain per-configuration loop: LinearNetwork + autograd + torch.optim (on scale · L¹)."""
     net = _net(spec, X.shape[1], y.shape[1])
     opts = spec.optimizer_options()
     cls = {"gd": torch.optim.SGD, "adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta,
@@ -43,7 +43,7 @@ def _torch_loop(spec: RunSpec, X, y, steps: int, p: float):
         opt.zero_grad()
         loss = lp_loss(net(X), y, p)
         losses.append(loss.item())
-        loss.backward()
+        (scale * loss).backward()
         opt.step()
     with torch.no_grad():
         losses.append(lp_loss(net(X), y, p).item())
@@ -54,9 +54,9 @@ def _close(a, b, rtol=RTOL):
     torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.abs().max()))
 
 
-def _check_against_loops(res: SweepResult, X, y, steps, p):
+def _check_against_loops(res: SweepResult, X, y, steps, p, scale=1.0):
     for i, spec in enumerate(res.specs):
-        ref_losses, ref_W = _torch_loop(spec, X, y, steps, p)
+        ref_losses, ref_W = _torch_loop(spec, X, y, steps, p, scale)
         _close(res.losses[i], ref_losses)
         _close(res.final_W[i], ref_W)
 
@@ -315,3 +315,25 @@ def test_ctrl_c_writes_a_consistent_checkpoint(data, tmp_path):
     assert torch.load(ck, weights_only=True)["step"] == 21  # the first poll point after step 20
     resumed = run_sweep(X, y, specs, checkpoint=ck, **kw)
     assert torch.equal(resumed.losses, full.losses) and torch.equal(resumed.final_W, full.final_W)
+
+
+@pytest.mark.parametrize("p", [2, 4])
+def test_grad_scale_follows_the_scaled_objective(data, p):
+    """grad_scale = p: the gradient of mean |r|^p (no 1/p) for every method; losses stay L¹."""
+    X, y = data
+    specs = [dataclasses.replace(s, lr=s.lr / p) for s in GD_SPECS[:3] + OPT_SPECS]  # stable steps
+    res = run_sweep(X, y, specs, steps=30, p=p, record_every=1, progress=False, grad_scale=float(p))
+    assert res.diverged_at == [None] * len(specs)
+    _check_against_loops(res, X, y, 30, p, scale=float(p))
+    # for GD without weight decay, scaling the objective is scaling the learning rate
+    gd = specs[1]
+    assert gd.method == "gd" and gd.weight_decay == 0
+    b = run_sweep(X, y, [dataclasses.replace(gd, lr=p * gd.lr)], steps=30, p=p, record_every=1, progress=False)
+    _close(res.losses[1], b.losses[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("inf"), True, "2"])
+def test_grad_scale_validated(data, bad):
+    X, y = data
+    with pytest.raises(ValueError, match="grad_scale must be a positive finite number"):
+        run_sweep(X, y, GD_SPECS[:1], steps=1, p=2, progress=False, grad_scale=bad)

@@ -394,7 +394,7 @@ class Context:
             ck.unlink()
         return _jsonable(result)
 
-    def sweep(self, unit: str, specs, *, steps: int, p: float, record_every: int) -> dict:
+    def sweep(self, unit: str, specs, *, steps: int, p: float, record_every: int, grad_scale: float = 1.0) -> dict:
         """One resumable call of ``overparam.sweep.run_sweep`` over the current data.
 
         Returns a dict: ``specs`` (list of dicts), ``steps`` (T,), ``losses`` (G × T, L¹ values, None
@@ -404,6 +404,8 @@ class Context:
         specs = list(specs)
         key = {"specs": [dataclasses.asdict(s) for s in specs], "steps": steps, "p": p,
                "record_every": record_every, "data": self.data_digest()}
+        if grad_scale != 1.0:  # only then: units computed before the option existed stay valid
+            key["grad_scale"] = grad_scale
 
         def compute():
             from overparam import sweep as engine
@@ -416,7 +418,7 @@ class Context:
                 self.log(f"unit {unit}: resuming from the checkpoint {ck}")
             res = engine.run_sweep(data.X, data.y, specs, steps=steps, p=p, record_every=record_every,
                                    dtype=self.dtype, device=self.device, progress=self.progress,
-                                   checkpoint=str(ck))
+                                   checkpoint=str(ck), grad_scale=grad_scale)
             self.log(f"unit {unit}: done in {res.seconds:.1f} s "
                      f"({1e3 * res.seconds / max(steps, 1):.3f} ms/step)")
             return {"specs": [dataclasses.asdict(s) for s in res.specs],
@@ -524,6 +526,21 @@ def select_lr(lrs, finals, diverged, rtol: float = 1e-9) -> Selection:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers for the linear-network sweeps (fig2 … fig5-left)
+
+
+OBJECTIVES = ("lp_loss", "paper")
+
+
+def objective_scale(objective: str, p: float) -> float:
+    """The gradient scale of a linear experiment's objective (``Config.objective``).
+
+    "lp_loss": L¹ = mean (1/p)|r|^p, the paper's definition (scale 1). "paper": mean |r|^p, the
+    quantity the paper plots — if its code minimised that, each point of its lr grid is p× our step
+    (REPRODUCTION.md, deviation 2). Curves and distances are the same either way.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    return float(p) if objective == "paper" else 1.0
 
 
 def spec_name(model: str, lr: float) -> str:

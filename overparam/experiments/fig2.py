@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import Row, atomic_write_text, curves_csv, fmt, panel_notes, spec_name, summarize_sweep
+from .base import (Row, atomic_write_text, curves_csv, fmt, panel_notes, spec_name, summarize_sweep,
+                   objective_scale)
 
 NAME = "fig2"
 SUMMARY = "Fig 2: end-to-end rule (Eq 12) vs depth-2/3 nets, widths 1 and 100, ℓ2 and ℓ4, 250K its"
@@ -29,8 +30,10 @@ class Config:
     init_std: float = 0.01
     seed: int = 0
     record_every: int = 250
+    objective: str = "lp_loss"  # "lp_loss" (mean (1/p)|r|^p) | "paper" (mean |r|^p: p× the gradient)
 
     def __post_init__(self):
+        objective_scale(self.objective, 2.0)  # validates the name
         if self.steps < 1 or self.record_every < 1:
             raise ValueError(f"steps and record_every must be >= 1, got {self.steps!r}, {self.record_every!r}")
         if not self.lr > 0:
@@ -79,7 +82,8 @@ def run(config: Config, ctx) -> dict:
                 kw = dict(depth=N, hidden=w, lr=config.lr, init="normal", init_std=config.init_std, seed=config.seed)
                 specs.append(RunSpec(name=spec_name(_net(N, w), config.lr), method="gd", **kw))
                 specs.append(RunSpec(name=spec_name(_emu(N, w), config.lr), method="emulation", **kw))
-        sweep = ctx.sweep(f"l{p:g}", specs, steps=config.steps, p=p, record_every=config.record_every)
+        sweep = ctx.sweep(f"l{p:g}", specs, steps=config.steps, p=p, record_every=config.record_every,
+                          grad_scale=objective_scale(config.objective, p))
         panel = summarize_sweep(sweep, ctx.optimum(p), f"ℓ{p:g} loss (lr {config.lr:g})", select=False,
                                 zero_distance=ctx.zero_distance(p))
         curves = {m["model"]: m["distance"] for m in panel["models"]}

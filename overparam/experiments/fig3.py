@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import (Row, atomic_write_text, curves_csv, fmt, model_final, panel_notes, spec_name, summarize_sweep,
-                   SELECTION_RULE)
+from .base import (SELECTION_RULE, Row, atomic_write_text, curves_csv, fmt, model_final, objective_scale,
+                   panel_notes, spec_name, summarize_sweep)
 
 NAME = "fig3"
 SUMMARY = "Fig 3: depth 1/2/3 (width 1), ℓ2 and ℓ4, grid-searched lr, 1M GD iterations"
@@ -43,8 +43,10 @@ class Config:
     init_std: float = 0.01
     seed: int = 0
     record_every: int = 1000
+    objective: str = "lp_loss"  # "lp_loss" (mean (1/p)|r|^p) | "paper" (mean |r|^p: p× the gradient)
 
     def __post_init__(self):
+        objective_scale(self.objective, 2.0)  # validates the name
         _check(self)
 
 
@@ -70,7 +72,8 @@ def run(config: Config, ctx) -> dict:
         specs = [RunSpec(name=spec_name(_model(N), lr), depth=N, hidden=config.hidden, method="gd", lr=lr,
                          init="normal", init_std=config.init_std, seed=config.seed)
                  for N in config.depths for lr in config.lrs]
-        sweep = ctx.sweep(f"l{p:g}", specs, steps=config.steps, p=p, record_every=config.record_every)
+        sweep = ctx.sweep(f"l{p:g}", specs, steps=config.steps, p=p, record_every=config.record_every,
+                          grad_scale=objective_scale(config.objective, p))
         panels.append(summarize_sweep(sweep, ctx.optimum(p), f"ℓ{p:g} loss", zero_distance=ctx.zero_distance(p)))
     atomic_write_text(ctx.run_dir / "curves.csv", curves_csv(panels))
     return {"panels": panels, "steps": config.steps, "depths": list(config.depths),

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import SELECTION_RULE, Row, atomic_write_text, curves_csv, fmt, panel_notes, spec_name, summarize_sweep
+from .base import (SELECTION_RULE, Row, atomic_write_text, curves_csv, fmt, panel_notes, spec_name, summarize_sweep,
+                   objective_scale)
 from .fig3 import PAPER_GRID
 
 NAME = "fig4"
@@ -36,8 +37,10 @@ class Config:
     init_std: float = 0.01
     seed: int = 0
     record_every: int = 1000
+    objective: str = "lp_loss"  # "lp_loss" (mean (1/p)|r|^p) | "paper" (mean |r|^p: p× the gradient)
 
     def __post_init__(self):
+        objective_scale(self.objective, 2.0)  # validates the name
         if self.steps < 1 or self.adam_steps < 1 or self.record_every < 1:
             raise ValueError(f"steps, adam_steps and record_every must be >= 1, got "
                              f"{self.steps!r}, {self.adam_steps!r}, {self.record_every!r}")
@@ -74,9 +77,11 @@ def run(config: Config, ctx) -> dict:
     opt = ctx.optimum(p)
     zero = ctx.zero_distance(p)
     panels = [
-        summarize_sweep(ctx.sweep("left", left, steps=config.steps, p=p, record_every=config.record_every), opt,
+        summarize_sweep(ctx.sweep("left", left, steps=config.steps, p=p, record_every=config.record_every,
+                          grad_scale=objective_scale(config.objective, p)), opt,
                         f"ℓ{p:g}: GD depth {config.gd_depth} vs AdaGrad / AdaDelta", zero_distance=zero),
-        summarize_sweep(ctx.sweep("adam", right, steps=config.adam_steps, p=p, record_every=config.record_every),
+        summarize_sweep(ctx.sweep("adam", right, steps=config.adam_steps, p=p, record_every=config.record_every,
+                          grad_scale=objective_scale(config.objective, p)),
                         opt, f"ℓ{p:g}: Adam on depth {'/'.join(map(str, config.adam_depths))}", zero_distance=zero),
     ]
     atomic_write_text(ctx.run_dir / "curves.csv", curves_csv(panels))

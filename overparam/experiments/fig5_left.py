@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import SELECTION_RULE, Row, atomic_write_text, curves_csv, fmt, panel_notes, spec_name, summarize_sweep
+from .base import (SELECTION_RULE, Row, atomic_write_text, curves_csv, fmt, panel_notes, spec_name, summarize_sweep,
+                   objective_scale)
 from .fig3 import PAPER_GRID
 
 NAME = "fig5-left"
@@ -31,9 +32,11 @@ class Config:
     init_std: float = 0.01
     seed: int = 0
     record_every: int = 200
+    objective: str = "lp_loss"  # "lp_loss" (mean (1/p)|r|^p) | "paper" (mean |r|^p: p× the gradient)
     moving_fraction: float = 0.9  # "starts moving": first step below this fraction of the initial distance
 
     def __post_init__(self):
+        objective_scale(self.objective, 2.0)  # validates the name
         if self.steps < 1 or self.record_every < 1:
             raise ValueError(f"steps and record_every must be >= 1, got {self.steps!r}, {self.record_every!r}")
         if not self.lrs or any(not a > 0 for a in self.lrs):
@@ -69,7 +72,8 @@ def run(config: Config, ctx) -> dict:
     models = [(N, "normal") for N in config.depths] + [(N, "identity") for N in config.identity_depths]
     specs = [RunSpec(name=spec_name(_name(N, init), a), depth=N, hidden=config.hidden, method="gd", lr=a, init=init,
                      init_std=config.init_std, seed=config.seed) for N, init in models for a in config.lrs]
-    sweep = ctx.sweep(f"l{config.p:g}", specs, steps=config.steps, p=config.p, record_every=config.record_every)
+    sweep = ctx.sweep(f"l{config.p:g}", specs, steps=config.steps, p=config.p, record_every=config.record_every,
+                      grad_scale=objective_scale(config.objective, config.p))
     panel = summarize_sweep(sweep, ctx.optimum(config.p), f"ℓ{config.p:g}: near-zero vs identity init",
                             zero_distance=ctx.zero_distance(config.p))
     for m in panel["models"]:
