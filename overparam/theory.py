@@ -249,15 +249,23 @@ def _theorem1_gap(lr, steps, c=_T1):
                  "loss_T": float(losses.lp_loss(X @ W.T, Y, c["p"]))}
 
 
+def _at_two_lrs(measure, c):
+    """measure(lr, steps) at lr and at lr/ratio over the same horizon T = lr·steps: the O(lr) test.
+
+    Returns (value at lr, details), (value at lr/ratio, details), their ratio, and the accepted band.
+    """
+    steps = int(round(c["horizon"] / c["lr"]))
+    v1, d1 = measure(c["lr"], steps)
+    v2, d2 = measure(c["lr"] / c["ratio"], steps * c["ratio"])
+    ratio = v1 / v2 if v2 > 0 else float("inf")
+    return (v1, d1), (v2, d2), ratio, (c["ratio"] / c["ratio_slack"], c["ratio"] * c["ratio_slack"])
+
+
 def check_theorem_1() -> CheckResult:
     """Theorem 1: from a balanced start, the factors' gradient flow moves W_e by Eq 10's rule. Discrete GD
     on both sides differs by O(lr) over a fixed horizon, so the gap must shrink with the lr."""
     c = _T1
-    steps = int(round(c["horizon"] / c["lr"]))
-    g1, d1 = _theorem1_gap(c["lr"], steps)
-    g2, d2 = _theorem1_gap(c["lr"] / c["ratio"], steps * c["ratio"])
-    ratio = g1 / g2 if g2 > 0 else float("inf")
-    lo, hi = c["ratio"] / c["ratio_slack"], c["ratio"] * c["ratio_slack"]
+    (g1, d1), (g2, d2), ratio, (lo, hi) = _at_two_lrs(_theorem1_gap, c)
     return _result(
         "theorem-1",
         f"GD on a depth-{c['depth']} net (autograd, balanced init, widths {c['hidden']}, l{c['p']} loss, "
@@ -328,11 +336,7 @@ def _balancedness_drift(lr, steps, c=_E18):
 
 def check_eq_18() -> CheckResult:
     c = _E18
-    steps = int(round(c["horizon"] / c["lr"]))
-    s1, b1 = _balancedness_drift(c["lr"], steps)
-    s2, b2 = _balancedness_drift(c["lr"] / c["ratio"], steps * c["ratio"])
-    ratio = b1 / b2 if b2 > 0 else float("inf")
-    lo, hi = c["ratio"] / c["ratio_slack"], c["ratio"] * c["ratio_slack"]
+    (b1, s1), (b2, s2), ratio, (lo, hi) = _at_two_lrs(lambda lr, n: _balancedness_drift(lr, n)[::-1], c)
     return _result(
         "eq-18",
         f"Eq 18 (Lemma 1 with equal start): from balanced init, GD with weight decay {c['weight_decay']} keeps "
