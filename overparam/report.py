@@ -57,7 +57,10 @@ def write_run_report(run_dir, module, results, config_record, env) -> Path:
     run_dir = Path(run_dir)
     text, _ = _section(module, results, config_record, env)
     figs = sorted(p.name for p in run_dir.glob("*.png"))
-    out = [f"# {module.NAME}: our reproduction vs the paper", "", CONVENTION, "", text, ""]
+    out = [f"# {module.NAME}: our reproduction vs the paper", "", CONVENTION, ""]
+    if hasattr(module, "headline"):
+        out += [f"**{h}**" for h in module.headline(results)] + [""]
+    out += [text, ""]
     out += [f"![{f}]({f})" for f in figs]
     return atomic_write_text(run_dir / "report.md", "\n".join(out) + "\n")
 
@@ -80,6 +83,14 @@ def write_combined_report(out, runs, failures, *, quick: bool, seconds: float) -
     for name, msg in failures.items():
         lines.append(f"| {name} | **FAILED**: {_esc(msg)} | |")
     lines.append("")
+    headlines = []  # each experiment's main finding, stated first (module.headline, optional)
+    for name, run_dir, _ in runs:
+        module = get_experiment(name)
+        if hasattr(module, "headline"):
+            data_label = read_json(Path(run_dir) / "results.json").get("data_label")
+            headlines += [f"- **{name}** ({data_label}): {h}" for h in module.headline(read_json(Path(run_dir) / "results.json"))]
+    if headlines:
+        lines += ["## Headline", ""] + headlines + [""]
     for name, run_dir, _ in runs:
         run_dir = Path(run_dir)
         module = get_experiment(name)

@@ -334,7 +334,8 @@ def test_paper_objective_is_p_times_the_gradient(tmp_path, tiny_data):
     """objective=paper (mean |r|^p) on GD without weight decay = the lp_loss run with the lrs × p."""
     a = json.loads((tiny_run("fig3", tmp_path / "a", tiny_data, ["losses=4.0", "objective=paper"])
                     / "results.json").read_text())
-    b = json.loads((run_experiment("fig3", ["steps=120", "lrs=4e-3,4e-2,0.4", "record_every=40", "losses=4.0"],
+    b = json.loads((run_experiment("fig3", ["steps=120", "lrs=4e-3,4e-2,0.4", "record_every=40", "losses=4.0",
+                                            "objective=lp_loss"],
                                    out=tmp_path / "b", data=tiny_data, progress=False, echo=lambda s: None)
                     / "results.json").read_text())
     da = {m["model"]: (m["chosen_lr"], m["distance"]) for m in a["panels"][0]["models"] if not m["all_diverged"]}
@@ -345,6 +346,41 @@ def test_paper_objective_is_p_times_the_gradient(tmp_path, tiny_data):
         assert da[name][1] == pytest.approx(db[name][1], rel=1e-10)
 
 
+def test_linear_experiments_default_to_the_paper_objective():
+    for name in ("fig2", "fig3", "fig4", "fig5-left"):
+        assert get_experiment(name).Config().objective == "paper"
+        assert get_experiment(name).QUICK.objective == "paper"
+
+
 def test_unknown_objective_is_rejected():
     with pytest.raises(ValueError, match="objective must be one of"):
         get_experiment("fig3").Config(objective="mean")
+
+
+def _fig3_results(finals):
+    """A minimal fig3 results dict: finals = {p: {depth: final distance}}."""
+    panels = []
+    for p, per_depth in finals.items():
+        models = [{"model": "linear (depth 1)" if N == 1 else f"depth {N}", "distance": [1.0, d]}
+                  for N, d in per_depth.items()]
+        panels.append({"p": p, "steps": [0, 100], "models": models})
+    return {"panels": panels, "steps": 100, "depths": [1, 2, 3], "losses": list(finals)}
+
+
+def test_fig3_headline_states_the_verdict_per_loss():
+    fig3 = get_experiment("fig3")
+    lines = fig3.headline(_fig3_results({2.0: {1: 1.0, 2: 1.02, 3: 0.97}, 4.0: {1: 1.0, 2: 0.5, 3: 0.8}}))
+    assert lines[0].startswith("ℓ2: depth does not accelerate") and "0.98 (N=2)" in lines[0]
+    assert lines[1].startswith("ℓ4: depth accelerates") and "2 (N=2), 1.25 (N=3)" in lines[1]
+    mixed = fig3.headline(_fig3_results({4.0: {1: 1.0, 2: 0.5, 3: 1.0}}))
+    assert mixed[0].startswith("ℓ4: mixed: depth accelerates at depth 2 —")
+
+
+def test_combined_report_opens_with_the_headline(tmp_path, tiny_data):
+    from overparam.report import write_combined_report
+
+    run_dir = tiny_run("fig3", tmp_path, tiny_data)
+    assert "**ℓ2: depth" in (run_dir / "report.md").read_text()  # the run's own report states it too
+    text = write_combined_report(tmp_path, [("fig3", run_dir, 1.0)], {}, quick=False, seconds=1.0).read_text()
+    assert "## Headline" in text and "- **fig3**" in text
+    assert text.index("## Headline") < text.index("### fig3")

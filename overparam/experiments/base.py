@@ -532,11 +532,12 @@ OBJECTIVES = ("lp_loss", "paper")
 
 
 def objective_scale(objective: str, p: float) -> float:
-    """The gradient scale of a linear experiment's objective (``Config.objective``).
+    """The gradient scale of a linear experiment's objective (``Config.objective``, default "paper").
 
-    "lp_loss": L¹ = mean (1/p)|r|^p, the paper's definition (scale 1). "paper": mean |r|^p, the
-    quantity the paper plots — if its code minimised that, each point of its lr grid is p× our step
-    (REPRODUCTION.md, deviation 2). Curves and distances are the same either way.
+    "paper": mean |r|^p — the quantity the paper plots (its ℓ2 axis starts at mean y² ≈ 0.88, no ½),
+    so most likely what its code minimised; the gradient is p× that of ``lp_loss``, so every point of
+    the lr grid is a p× larger step (REPRODUCTION.md, deviation 2). "lp_loss": L¹ = mean (1/p)|r|^p,
+    the definition in the paper's text (scale 1). Curves and distances are the same either way.
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")

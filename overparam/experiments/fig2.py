@@ -30,7 +30,7 @@ class Config:
     init_std: float = 0.01
     seed: int = 0
     record_every: int = 250
-    objective: str = "lp_loss"  # "lp_loss" (mean (1/p)|r|^p) | "paper" (mean |r|^p: p× the gradient)
+    objective: str = "paper"  # "paper" (mean |r|^p, the plotted quantity) | "lp_loss" (mean (1/p)|r|^p: 1/p× the gradient)
 
     def __post_init__(self):
         objective_scale(self.objective, 2.0)  # validates the name

@@ -32,7 +32,7 @@ class Config:
     init_std: float = 0.01
     seed: int = 0
     record_every: int = 200
-    objective: str = "lp_loss"  # "lp_loss" (mean (1/p)|r|^p) | "paper" (mean |r|^p: p× the gradient)
+    objective: str = "paper"  # "paper" (mean |r|^p, the plotted quantity) | "lp_loss" (mean (1/p)|r|^p: 1/p× the gradient)
     moving_fraction: float = 0.9  # "starts moving": first step below this fraction of the initial distance
 
     def __post_init__(self):
@@ -49,7 +49,9 @@ class Config:
             raise ValueError(f"p must be >= 2, got {self.p!r}")
 
 
-QUICK = Config(steps=10_000, lrs=(5e-4, 1e-3, 5e-3, 1e-2), record_every=100)
+# Quick: the paper-grid rates around the winners at 10K on the synthetic stand-in (objective "paper":
+# identity init 5e-4 at depth 1 and 4, 1e-3 at depth 8; near-zero init stalls at every rate).
+QUICK = Config(steps=10_000, lrs=(1e-4, 5e-4, 1e-3, 5e-3), record_every=100)
 
 
 def _name(N, init):
