@@ -1,10 +1,10 @@
 """Figure 2: the end-to-end rule (Eq 12, "emulation") vs real depth-2/3 networks, widths 1 and 100.
 
-ℓ2 and ℓ4, one untuned lr (1e-3), 250K GD iterations, near-zero init N(0, 0.01²). The emulation of a
-network starts at that network's end-to-end product (the sweep engine draws the same factors), so
-each (depth, width) pair is compared from the same W_e(0). The paper: the curves coincide and the
-width does not matter. We report the largest gap over the recorded steps, max |log10 d_emul −
-log10 d_net|, and the largest relative gap max |d_emul − d_net| / d_net.
+ℓ2 and ℓ4, one untuned lr (1e-4; the paper does not state it), 250K GD iterations, near-zero init
+N(0, 0.01²). The emulation of a network starts at that network's end-to-end product (the sweep engine
+draws the same factors), so each (depth, width) pair is compared from the same W_e(0). The paper: the
+curves coincide and the width does not matter. We report the largest gap over the recorded steps,
+max |log10 d_emul − log10 d_net|, and the largest relative gap max |d_emul − d_net| / d_net.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ SUMMARY = "Fig 2: end-to-end rule (Eq 12) vs depth-2/3 nets, widths 1 and 100, �
 @dataclass(frozen=True)
 class Config:
     steps: int = 250_000
-    lr: float = 1e-3
+    # The paper does not state Fig 2's lr. With the objective mean |r|^p every ℓ4 curve diverges on the
+    # 8/10-batch copy at 1e-3 (within 6K iterations) and at 5e-4, and ℓ2 at depth 3 oscillates at 1e-3;
+    # 1e-4 is the largest paper-grid rate at which every curve stays stable (REPRODUCTION.md).
+    lr: float = 1e-4
     depths: tuple[int, ...] = (2, 3)
     widths: tuple[int, ...] = (1, 100)
     losses: tuple[float, ...] = (2.0, 4.0)
@@ -46,7 +49,9 @@ class Config:
             raise ValueError(f"losses must be exponents p >= 2, got {self.losses!r}")
 
 
-QUICK = Config(steps=20_000, record_every=200)
+# Quick: 20K iterations at 1e-3, stable on the stand-in; at 1e-4 the depth-3 nets do not leave the
+# plateau near W_e = 0 within 20K.
+QUICK = Config(steps=20_000, lr=1e-3, record_every=200)
 
 
 def _net(N, w):
