@@ -180,7 +180,7 @@ def main(argv=None):
           f"(dropped from the batch when detected, so later steps are cheaper); "
           f"{diverged[4.0, 'stable']}/{G} and {diverged[2.0, 'stable']}/{G} on the stable grid")
 
-    # Fig 3 at the paper's m = 1316: per-step times for the lead's 1M-step estimate.
+    # Fig 3 at the 8/10-batch copy's m = 1316: per-step times, for the time of a 1M-step sweep.
     X2, y2, _ = data(1316, args.d)
     n = max(200, args.steps // 4)
     rows = [("l4, 30 configs", specs, 4.0, {}),

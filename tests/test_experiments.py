@@ -101,7 +101,8 @@ def test_configs_default_to_the_paper_and_quick_is_a_config():
         assert isinstance(mod.QUICK, mod.Config)
     assert get_experiment("fig3").Config().steps == 1_000_000
     assert get_experiment("fig3").Config().lrs == (1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 1e-1, 5e-1)
-    assert get_experiment("fig2").Config().steps == 250_000 and get_experiment("fig2").Config().lr == 1e-3
+    # Fig 2's lr is not stated by the paper: 1e-4 is the largest grid rate stable on every curve (8/10 copy)
+    assert get_experiment("fig2").Config().steps == 250_000 and get_experiment("fig2").Config().lr == 1e-4
     assert get_experiment("fig4").Config().adam_steps == 200_000
     assert get_experiment("fig5-left").Config().steps == 100_000
     names = [n for n, _ in list_experiments()]
