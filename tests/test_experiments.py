@@ -385,3 +385,16 @@ def test_combined_report_opens_with_the_headline(tmp_path, tiny_data):
     text = write_combined_report(tmp_path, [("fig3", run_dir, 1.0)], {}, quick=False, seconds=1.0).read_text()
     assert "## Headline" in text and "- **fig3**" in text
     assert text.index("## Headline") < text.index("### fig3")
+
+
+@pytest.mark.slow
+def test_quick_fig3_on_the_stand_in_shows_depth_accelerating_l4_but_not_l2(tmp_path):
+    """The issue's done-when, pinned: `overparam reproduce --quick`'s fig3 (the QUICK config, ~70 s)."""
+    run_dir = run_experiment("fig3", quick=True, out=tmp_path, progress=False, echo=lambda s: None)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert "synthetic" in results["data_label"]
+    acc = get_experiment("fig3").acceleration(results)
+    assert acc[4.0, 2]["accelerates"] and acc[4.0, 3]["accelerates"], acc
+    assert not acc[2.0, 2]["accelerates"] and not acc[2.0, 3]["accelerates"], acc
+    report = (run_dir / "report.md").read_text()
+    assert "**ℓ4: depth accelerates" in report and "**ℓ2: depth does not accelerate" in report
