@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .linalg import check_depth, check_nonneg
-from .theory import _check_widths, balanced_factors
+from .theory.balanced import _check_widths, balanced_factors
 
 __all__ = ["LinearNetwork", "chain_product"]
 

@@ -87,7 +87,7 @@ import torch
 from .end_to_end import precondition, single_output_precondition
 from .losses import check_p
 from .models import INITS, LinearNetwork
-from .theory import _check_widths
+from .theory.balanced import _check_widths
 
 __all__ = ["RunSpec", "SweepResult", "run_sweep", "METHODS"]
 

@@ -11,7 +11,7 @@ import torch
 
 from overparam import cli, end_to_end, models, theory
 from overparam.linalg import gram_power
-from overparam.theory import CheckResult, balanced_factors, balancedness, check_names, run_checks
+from overparam.theory import CheckResult, algebra, appendix_b, balanced_factors, balancedness, check_names, run_checks
 
 F64 = torch.float64
 REQUIRED_KEYS = {"name", "description", "error", "tolerance", "passed"}
@@ -140,7 +140,8 @@ def test_unbalanced_factors_fail(monkeypatch):
             Ws[0], Ws[-1] = 2 * Ws[0], Ws[-1] / 2
         return Ws
 
-    monkeypatch.setattr(theory, "balanced_factors", skewed)
+    # patch where each check looks the name up: eq-21-24 in theory.algebra, eq-18 (balanced init) in models
+    monkeypatch.setattr(algebra, "balanced_factors", skewed)
     monkeypatch.setattr(models, "balanced_factors", skewed)
     out = {r.name: r for r in run_checks(["eq-21-24", "eq-18"])}
     assert not out["eq-21-24"].passed
@@ -163,13 +164,13 @@ def test_gd_quartic_iterations_brackets_brute_force(delta0, target, eta):
     while abs(delta) > target:
         delta -= eta * delta ** 3
         t += 1
-    lo, hi = theory._gd_quartic_iterations(delta0, target, eta)
+    lo, hi = appendix_b._gd_quartic_iterations(delta0, target, eta)
     assert lo <= t <= hi and hi - lo <= max(2, 2e-4 * t)
 
 
 def test_gd_quartic_iterations_divergence():
-    assert theory._gd_quartic_iterations(-10.0, 1.0, 0.021) is None  # η δ0² > 2
-    assert theory._gd_quartic_iterations(-0.05, 0.1, 1.0) == (0, 0)
+    assert appendix_b._gd_quartic_iterations(-10.0, 1.0, 0.021) is None  # η δ0² > 2
+    assert appendix_b._gd_quartic_iterations(-0.05, 0.1, 1.0) == (0, 0)
 
 
 # --- balanced_factors / balancedness ------------------------------------------------------------------
