@@ -198,6 +198,9 @@ def test_run_writes_units_figures_and_rows(tmp_path):
     assert final.paper == "≈ 0.05" and "partial run" in final.note
     assert any(r.ours == "262,244" for r in rows)
     assert C.report_notes(saved)
+    (line,) = C.headline(saved)
+    assert line.startswith("final batch loss after 2 steps on ") and "original " in line and "overparam " in line
+    assert "CE " in line and "L2 " in line and "paper" in line
     again = C.run(cfg, ctx)  # resumed: every unit reused
     assert sorted(ctx.reused_units) == sorted(res["units"]) and again["main"] == res["main"]
 

@@ -398,3 +398,22 @@ def test_quick_fig3_on_the_stand_in_shows_depth_accelerating_l4_but_not_l2(tmp_p
     assert not acc[2.0, 2]["accelerates"] and not acc[2.0, 3]["accelerates"], acc
     report = (run_dir / "report.md").read_text()
     assert "**ℓ4: depth accelerates" in report and "**ℓ2: depth does not accelerate" in report
+
+
+def test_fig2_headline_counts_the_pairs_that_agree():
+    fig2 = get_experiment("fig2")
+    c = lambda p, N, w, late: {"p": p, "depth": N, "width": w, "late_max_abs_log10_gap": late,  # noqa: E731
+                               "max_abs_log10_gap": 0.3}
+    res = {"lr": 1e-4, "comparisons": [c(2.0, 2, 1, 0.001), c(2.0, 3, 1, 0.5), c(4.0, 3, 100, None)]}
+    (line,) = fig2.headline(res)
+    assert "1 of 3 (loss, depth, width) pairs agree within |Δlog10 d| ≤ 0.02" in line
+    assert "the worst, ℓ2 depth 3 width 1, differs by 0.5" in line and "1 pair(s) diverged" in line
+
+
+@pytest.mark.parametrize("name", ["fig2", "fig4", "fig5-left"])
+def test_headlines_of_tiny_runs(name, tmp_path, tiny_data):
+    run_dir = tiny_run(name, tmp_path, tiny_data)
+    lines = get_experiment(name).headline(json.loads((run_dir / "results.json").read_text()))
+    assert lines and all(isinstance(s, str) and "paper" in s for s in lines)
+    report = (run_dir / "report.md").read_text()
+    assert all(f"**{s}**" in report for s in lines)

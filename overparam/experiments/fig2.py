@@ -136,6 +136,26 @@ def figures(results, run_dir) -> list[Path]:
     return [plot_panels(results["panels"], Path(run_dir) / "fig2.png", title, styles=_style_for(results))]
 
 
+# Two curves "agree" over the second half when their log10 distances differ by at most this (≈ 5%).
+AGREE_LOG10 = 0.02
+
+
+def headline(results) -> list[str]:
+    """How many (loss, depth, width) pairs agree over the second half of the run, and the worst one."""
+    cs = results["comparisons"]
+    late = [c for c in cs if c.get("late_max_abs_log10_gap") is not None]
+    agree = [c for c in late if c["late_max_abs_log10_gap"] <= AGREE_LOG10]
+    worst = max(late, key=lambda c: c["late_max_abs_log10_gap"], default=None)
+    line = (f"end-to-end rule (Eq 12) vs networks at lr {fmt(results['lr'])}: over the second half of the run "
+            f"{len(agree)} of {len(cs)} (loss, depth, width) pairs agree within |Δlog10 d| ≤ {AGREE_LOG10:g}")
+    if worst is not None and worst not in agree:
+        line += (f"; the worst, ℓ{worst['p']:g} depth {worst['depth']} width {worst['width']}, differs by "
+                 f"{fmt(worst['late_max_abs_log10_gap'])}")
+    if len(late) < len(cs):
+        line += f"; {len(cs) - len(late)} pair(s) diverged before the second half"
+    return [line + "; paper: the curves coincide."]
+
+
 def report_rows(results) -> list[Row]:
     rows = []
     for c in results["comparisons"]:

@@ -97,6 +97,25 @@ def figures(results, run_dir) -> list[Path]:
     return [plot_panels(results["panels"], Path(run_dir) / "fig4.png", title)]
 
 
+def headline(results) -> list[str]:
+    """Depth-N GD against AdaGrad and AdaDelta (their final / its final), and Adam's depth-1 / depth-N."""
+    left, right = results["panels"]
+    finals = {m["model"]: (m["distance"][-1] if m["distance"] else None) for m in left["models"]}
+    gd = next((k for k in finals if k.startswith("GD")), None)
+    out = []
+    if gd and finals[gd]:
+        vs = [f"{k.split()[0]} {fmt(finals[k] / finals[gd])}×" for k in finals if k != gd and finals[k]]
+        out.append(f"{gd} at {results['steps']:,} its vs the adaptive methods on the linear model "
+                   f"(their final distance / GD's; > 1: GD ahead): {', '.join(vs)}; paper: AdaGrad 9.1×, AdaDelta 3.3×.")
+    af = {m["model"]: (m["distance"][-1] if m["distance"] else None) for m in right["models"]}
+    base = af.get("Adam (linear)")
+    if base:
+        deep = [f"{k.split()[-1]} {fmt(base / v)}×" for k, v in af.items() if k != "Adam (linear)" and v]
+        out.append(f"Adam at {results['adam_steps']:,} its, linear / depth N final distance: depth {', depth '.join(deep)}"
+                   f" (> 1: depth helps Adam); paper: depth 2 3.1×, depth 3 4×.")
+    return out
+
+
 def report_rows(results) -> list[Row]:
     rows = []
     for panel, steps, full in ((results["panels"][0], results["steps"], 1_000_000),

@@ -95,6 +95,25 @@ def figures(results, run_dir) -> list[Path]:
     return [plot_panels(results["panels"], Path(run_dir) / "fig5_left.png", title, ncols=1, styles=_style)]
 
 
+def headline(results) -> list[str]:
+    """Near-zero init: which depths left the start; identity init: the final distances by depth."""
+    ms = results["panels"][0]["models"]
+    S = results["steps"]
+    near = [m for m in ms if "near-zero" in m["model"]]
+    ident = [m for m in ms if "identity" in m["model"]]
+    out = []
+    if near:
+        out.append(f"near-zero init, {S:,} its: " + "; ".join(
+            f"{m['model'].split(' near')[0]} " + ("never leaves the start" if m.get("starts_moving") is None
+                                                   else f"moves from {m['starts_moving']:,} its") for m in near)
+                   + " (paper: depth 8 never moves, depth 4 after ~65K).")
+    if ident:
+        out.append(f"identity init, final distance at {S:,} its: " + ", ".join(
+            f"{m['model'].split(' identity')[0]} {fmt(m['distance'][-1]) if m['distance'] else 'all diverged'}"
+            for m in ident) + " (paper: 0.24, 0.20, 0.16 for depth 1, 4, 8).")
+    return out
+
+
 def report_rows(results) -> list[Row]:
     rows = []
     S = results["steps"]
