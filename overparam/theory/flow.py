@@ -19,12 +19,18 @@ _T1 = dict(m=16, d=4, k=2, depth=3, hidden=[3, 5], p=4, scale=0.5, noise=0.1, st
            lr=0.01, horizon=1.0, ratio=4, ratio_slack=1.5, small_gap_tol=0.03)
 
 
-def _theorem1_gap(lr, steps, c=_T1):
+def _balanced_problem(c):
+    """The small regression problem and the balanced-init network that Theorem 1 and Eq 18 both use."""
     from .. import models
 
     X, Y = _regression(c["m"], c["d"], c["k"], c["scale"], c["noise"], seed=0)
     net = models.LinearNetwork(c["d"], c["k"], c["depth"], hidden=c["hidden"], init="balanced", std=c["std"],
                                generator=torch.Generator().manual_seed(1), dtype=_F64)
+    return X, Y, net
+
+
+def _theorem1_gap(lr, steps, c=_T1):
+    X, Y, net = _balanced_problem(c)
     W = net.end_to_end().detach().clone()  # W_e(0), shared start
     W0 = W.clone()
     rule = []
@@ -115,11 +121,7 @@ _E18 = dict(m=16, d=4, k=2, depth=3, hidden=[3, 5], p=4, scale=0.5, noise=0.1, s
 
 
 def _balancedness_drift(lr, steps, c=_E18):
-    from .. import models
-
-    X, Y = _regression(c["m"], c["d"], c["k"], c["scale"], c["noise"], seed=0)
-    net = models.LinearNetwork(c["d"], c["k"], c["depth"], hidden=c["hidden"], init="balanced", std=c["std"],
-                               generator=torch.Generator().manual_seed(1), dtype=_F64)
+    X, Y, net = _balanced_problem(c)
     start = balancedness(net.factors)
     return start, max(_network_gd(net, X, Y, c["p"], lr, c["weight_decay"], steps, lambda n: balancedness(n.factors)))
 
