@@ -83,18 +83,14 @@ def write_combined_report(out, runs, failures, *, quick: bool, seconds: float) -
     for name, msg in failures.items():
         lines.append(f"| {name} | **FAILED**: {_esc(msg)} | |")
     lines.append("")
-    headlines = []  # each experiment's main finding, stated first (module.headline, optional)
-    for name, run_dir, _ in runs:
-        module = get_experiment(name)
-        if hasattr(module, "headline"):
-            data_label = read_json(Path(run_dir) / "results.json").get("data_label")
-            headlines += [f"- **{name}** ({data_label}): {h}" for h in module.headline(read_json(Path(run_dir) / "results.json"))]
+    loaded = [(name, Path(run_dir), get_experiment(name), read_json(Path(run_dir) / "results.json"))
+              for name, run_dir, _ in runs]
+    # each experiment's main finding, stated first (module.headline, optional)
+    headlines = [f"- **{name}** ({results.get('data_label')}): {h}" for name, _, module, results in loaded
+                 if hasattr(module, "headline") for h in module.headline(results)]
     if headlines:
         lines += ["## Headline", ""] + headlines + [""]
-    for name, run_dir, _ in runs:
-        run_dir = Path(run_dir)
-        module = get_experiment(name)
-        results = read_json(run_dir / "results.json")
+    for name, run_dir, module, results in loaded:
         labels.add(str(results.get("data_label")))
         text, _ = _section(module, results, read_json(run_dir / "config.json"),
                            read_json(run_dir / "environment.json"), level=3)

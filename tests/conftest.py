@@ -19,9 +19,6 @@ def _fresh_experiment_caches():
 
     base._DATA_CACHE.clear()
     base._OPTIMA_CACHE.clear()
-    yield
-    base._DATA_CACHE.clear()
-    base._OPTIMA_CACHE.clear()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -531,6 +531,12 @@ def select_lr(lrs, finals, diverged, rtol: float = 1e-9) -> Selection:
 OBJECTIVES = ("lp_loss", "paper")
 
 
+def check_objective(objective: str) -> None:
+    """ValueError naming ``objective`` unless it is one of :data:`OBJECTIVES`."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+
+
 def objective_scale(objective: str, p: float) -> float:
     """The gradient scale of a linear experiment's objective (``Config.objective``, default "paper").
 
@@ -539,8 +545,7 @@ def objective_scale(objective: str, p: float) -> float:
     the lr grid is a p× larger step (REPRODUCTION.md, deviation 2). "lp_loss": L¹ = mean (1/p)|r|^p,
     the definition in the paper's text (scale 1). Curves and distances are the same either way.
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    check_objective(objective)
     return float(p) if objective == "paper" else 1.0
 
 

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import (Row, atomic_write_text, curves_csv, fmt, panel_notes, spec_name, summarize_sweep,
-                   objective_scale)
+from .base import (check_objective, Row, atomic_write_text, curves_csv, fmt, panel_notes, spec_name,
+                   summarize_sweep, objective_scale)
 
 NAME = "fig2"
 SUMMARY = "Fig 2: end-to-end rule (Eq 12) vs depth-2/3 nets, widths 1 and 100, ℓ2 and ℓ4, 250K its"
@@ -36,7 +36,7 @@ class Config:
     objective: str = "paper"  # "paper" (mean |r|^p, the plotted quantity) | "lp_loss" (mean (1/p)|r|^p: 1/p× the gradient)
 
     def __post_init__(self):
-        objective_scale(self.objective, 2.0)  # validates the name
+        check_objective(self.objective)
         if self.steps < 1 or self.record_every < 1:
             raise ValueError(f"steps and record_every must be >= 1, got {self.steps!r}, {self.record_every!r}")
         if not self.lr > 0:

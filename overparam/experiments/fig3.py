@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import (SELECTION_RULE, Row, atomic_write_text, curves_csv, fmt, model_final, objective_scale,
-                   panel_notes, spec_name, summarize_sweep)
+from .base import (check_objective, SELECTION_RULE, Row, atomic_write_text, curves_csv, fmt, model_final,
+                   objective_scale, panel_notes, spec_name, summarize_sweep)
 
 NAME = "fig3"
 SUMMARY = "Fig 3: depth 1/2/3 (width 1), ℓ2 and ℓ4, grid-searched lr, 1M GD iterations"
@@ -46,7 +46,7 @@ class Config:
     objective: str = "paper"  # "paper" (mean |r|^p, the plotted quantity) | "lp_loss" (mean (1/p)|r|^p: 1/p× the gradient)
 
     def __post_init__(self):
-        objective_scale(self.objective, 2.0)  # validates the name
+        check_objective(self.objective)
         _check(self)
 
 

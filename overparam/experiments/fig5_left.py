@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import (SELECTION_RULE, Row, atomic_write_text, curves_csv, fmt, panel_notes, spec_name, summarize_sweep,
-                   objective_scale)
+from .base import (check_objective, SELECTION_RULE, Row, atomic_write_text, curves_csv, fmt, panel_notes,
+                   spec_name, summarize_sweep, objective_scale)
 from .fig3 import PAPER_GRID
 
 NAME = "fig5-left"
@@ -36,7 +36,7 @@ class Config:
     moving_fraction: float = 0.9  # "starts moving": first step below this fraction of the initial distance
 
     def __post_init__(self):
-        objective_scale(self.objective, 2.0)  # validates the name
+        check_objective(self.objective)
         if self.steps < 1 or self.record_every < 1:
             raise ValueError(f"steps and record_every must be >= 1, got {self.steps!r}, {self.record_every!r}")
         if not self.lrs or any(not a > 0 for a in self.lrs):
@@ -110,7 +110,7 @@ def headline(results) -> list[str]:
     if ident:
         out.append(f"identity init, final distance at {S:,} its: " + ", ".join(
             f"{m['model'].split(' identity')[0]} {fmt(m['distance'][-1]) if m['distance'] else 'all diverged'}"
-            for m in ident) + " (paper: 0.24, 0.20, 0.16 for depth 1, 4, 8).")
+            for m in ident) + " (paper: " + ", ".join(f"depth {N} {fmt(v)}" for N, v in PAPER_IDENTITY.items()) + ").")
     return out
 
 
